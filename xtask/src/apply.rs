@@ -101,13 +101,18 @@ pub fn ensure(project: &Project, options: ApplyOptions) -> Result<()> {
         return Ok(());
     }
     let tree_moved = current.head != current.base
-        && recorded.as_ref().is_none_or(|r| r.head != current.head || r.base != current.base);
+        && recorded
+            .as_ref()
+            .is_none_or(|r| r.head != current.head || r.base != current.base);
     if tree_moved {
         // Commits made in the tree since the last apply: they are either what patches/
         // already says (refreshed), or work that a reset would drop.
         if tree_matches_patches(&git, &patches)? {
             current.save(&git)?;
-            shell::status("Fresh", format!("patch series ({} patches, refreshed)", patches.len()));
+            shell::status(
+                "Fresh",
+                format!("patch series ({} patches, refreshed)", patches.len()),
+            );
             return Ok(());
         }
         if !options.force {
@@ -150,7 +155,11 @@ fn apply_series(project: &Project, git: &Git, patches: &[(String, String)]) -> R
     Record::current(project, git)?.save(git)?;
     shell::status(
         "Applied",
-        format!("{} patches to {}", patches.len(), project.display(git.dir())),
+        format!(
+            "{} patches to {}",
+            patches.len(),
+            project.display(git.dir())
+        ),
     );
     Ok(())
 }
@@ -158,7 +167,12 @@ fn apply_series(project: &Project, git: &Git, patches: &[(String, String)]) -> R
 fn apply_one(git: &Git, path: &Path, file: &str) -> Result<()> {
     let output = git
         .cmd()
-        .args(["am", "--quiet", "--committer-date-is-author-date", "--whitespace=nowarn"])
+        .args([
+            "am",
+            "--quiet",
+            "--committer-date-is-author-date",
+            "--whitespace=nowarn",
+        ])
         .arg(path)
         .output()
         .context("could not run git am")?;
@@ -219,7 +233,9 @@ pub fn check_no_unsaved_work(project: &Project) -> Result<()> {
         return Ok(());
     };
     let recorded = Record::load(&git);
-    if recorded.is_some_and(|r| r.head == head) || git.rev_parse(git::BASE_TAG).as_deref() == Some(&head) {
+    if recorded.is_some_and(|r| r.head == head)
+        || git.rev_parse(git::BASE_TAG).as_deref() == Some(&head)
+    {
         return Ok(());
     }
     if tree_matches_patches(&git, &read_patches(project)?)? {

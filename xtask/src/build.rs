@@ -29,11 +29,19 @@ pub fn prepare(project: &Project, offline: bool) -> Result<()> {
 
 pub fn patched_cargo(project: &Project, offline: bool) -> Result<PathBuf> {
     prepare(project, offline)?;
-    shell::status("Building", format!("patched cargo {CARGO_VERSION} (release)"));
+    shell::status(
+        "Building",
+        format!("patched cargo {CARGO_VERSION} (release)"),
+    );
     let target_dir = project.vendored_target_dir();
     shell::run(
-        cargo_in(&project.vendored_cargo(), &target_dir, offline)
-            .args(["build", "--release", "--locked", "--bin", "cargo"]),
+        cargo_in(&project.vendored_cargo(), &target_dir, offline).args([
+            "build",
+            "--release",
+            "--locked",
+            "--bin",
+            "cargo",
+        ]),
     )
     .context("building the patched cargo failed")?;
     let binary = target_dir.join("release").join("cargo");

@@ -21,9 +21,14 @@ pub fn at(project: &Project, rev: &str, what: &str) -> Result<PathBuf> {
     if !dir.join(".git").exists() {
         let _ = main.run(["worktree", "prune"]);
         let mut add = main.cmd();
-        add.args(["worktree", "add", "--quiet", "--detach"]).arg(&dir).arg(&commit);
+        add.args(["worktree", "add", "--quiet", "--detach"])
+            .arg(&dir)
+            .arg(&commit);
         shell::output(&mut add).context("could not create the worktree vendor/cargo-at")?;
-        shell::status("Checked out", format!("{what} in {}", project.display(&dir)));
+        shell::status(
+            "Checked out",
+            format!("{what} in {}", project.display(&dir)),
+        );
         return Ok(dir);
     }
     let tree = Git::new(&dir);
@@ -38,7 +43,10 @@ pub fn at(project: &Project, rev: &str, what: &str) -> Result<PathBuf> {
     }
     if tree.rev_parse("HEAD").as_deref() != Some(commit.as_str()) {
         tree.run(["checkout", "--quiet", "--detach", &commit])?;
-        shell::status("Checked out", format!("{what} in {}", project.display(&dir)));
+        shell::status(
+            "Checked out",
+            format!("{what} in {}", project.display(&dir)),
+        );
     }
     Ok(dir)
 }

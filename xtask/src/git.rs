@@ -71,10 +71,15 @@ impl Git {
 
     /// The commit id `rev` names, or `None` when it names nothing.
     pub fn rev_parse(&self, rev: &str) -> Option<String> {
-        self.stdout(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+        self.stdout([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ])
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
     }
 
     /// `git status --porcelain`: empty when the tree has nothing uncommitted.

@@ -47,8 +47,12 @@ pub fn run(project: &Project, offline: bool) -> Result<()> {
         }
     }
     symlink(&binary, toolchain.join("bin").join("cargo"))?;
-    shell::run(Command::new("rustup").args(["toolchain", "link", TOOLCHAIN]).arg(&toolchain))
-        .context("rustup could not link the toolchain")?;
+    shell::run(
+        Command::new("rustup")
+            .args(["toolchain", "link", TOOLCHAIN])
+            .arg(&toolchain),
+    )
+    .context("rustup could not link the toolchain")?;
     shell::status(
         "Installed",
         format!(

@@ -46,7 +46,8 @@ fn main() {
 
 fn run() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let offline = take_flag(&mut args, "--offline") || std::env::var_os("CARGO_NET_OFFLINE").is_some_and(|v| v == "true");
+    let offline = take_flag(&mut args, "--offline")
+        || std::env::var_os("CARGO_NET_OFFLINE").is_some_and(|v| v == "true");
     let project = Project::locate()?;
     let Some(command) = (!args.is_empty()).then(|| args.remove(0)) else {
         eprint!("{USAGE}");

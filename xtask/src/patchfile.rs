@@ -39,7 +39,9 @@ pub fn format_range(git: &Git, range: &str) -> Result<Vec<FormattedPatch>> {
 /// One commit as patch number `number`.
 pub fn format_commit(git: &Git, commit: &str, number: usize) -> Result<FormattedPatch> {
     let mut patches = format(git, &["-1", commit], number)?;
-    patches.pop().with_context(|| format!("commit {commit} made no patch"))
+    patches
+        .pop()
+        .with_context(|| format!("commit {commit} made no patch"))
 }
 
 /// Runs `git format-patch` into a scratch directory inside the repository's `.git`, so

@@ -53,11 +53,18 @@ pub fn run(project: &Project, options: RefreshOptions) -> Result<()> {
         }
     }
     let stale: Vec<&String> = existing.iter().filter(|f| !files.contains(f)).collect();
-    differences.extend(stale.iter().map(|f| format!("{f} (no longer in the series)")));
+    differences.extend(
+        stale
+            .iter()
+            .map(|f| format!("{f} (no longer in the series)")),
+    );
 
     if options.check {
         if differences.is_empty() {
-            shell::status("Checked", format!("patches/ matches vendor/cargo ({} patches)", files.len()));
+            shell::status(
+                "Checked",
+                format!("patches/ matches vendor/cargo ({} patches)", files.len()),
+            );
             return Ok(());
         }
         bail!(
@@ -79,7 +86,10 @@ pub fn run(project: &Project, options: RefreshOptions) -> Result<()> {
     // The tree and patches/ now agree: `apply` has nothing to do.
     Record::current(project, &git)?.save(&git)?;
     if differences.is_empty() {
-        shell::status("Fresh", format!("patches/ ({} patches, unchanged)", files.len()));
+        shell::status(
+            "Fresh",
+            format!("patches/ ({} patches, unchanged)", files.len()),
+        );
     } else {
         shell::status("Refreshed", format!("patches/: {}", differences.join(", ")));
     }

@@ -29,7 +29,9 @@ impl Series {
     pub fn read(path: &Path) -> Result<Series> {
         match std::fs::read_to_string(path) {
             Ok(text) => Series::parse(&text).with_context(|| format!("in {}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Series::parse(DEFAULT_HEADER)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Series::parse(DEFAULT_HEADER)?)
+            }
             Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
         }
     }
@@ -126,7 +128,8 @@ mod tests {
     #[test]
     fn comments_follow_their_patch_when_files_change() {
         let series = Series::parse(TEXT).unwrap();
-        let renamed = series.with_files(&["0001-add-tests.patch".into(), "0002-other.patch".into()]);
+        let renamed =
+            series.with_files(&["0001-add-tests.patch".into(), "0002-other.patch".into()]);
         assert_eq!(
             renamed.render(),
             "# header line\n\n# about the tests\n0001-add-tests.patch\n0002-other.patch\n"

@@ -82,7 +82,11 @@ pub fn cargo() -> Command {
     let mut cmd = Command::new(cargo);
     // `cargo run` exports these for the xtask; they must not leak into the cargo
     // processes that build the vendored tree.
-    for var in ["CARGO_TARGET_DIR", "CARGO_MANIFEST_DIR", "CARGO_PRIMARY_PACKAGE"] {
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
         cmd.env_remove(var);
     }
     cmd

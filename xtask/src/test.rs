@@ -53,7 +53,8 @@ pub fn run(project: &Project, options: &TestOptions) -> Result<()> {
 
     shell::status("Testing", "our crates (cargo test --workspace)");
     let mut ours = shell::cargo();
-    ours.current_dir(project.root()).args(["test", "--workspace", "--locked"]);
+    ours.current_dir(project.root())
+        .args(["test", "--workspace", "--locked"]);
     if options.offline {
         ours.arg("--offline");
     }
@@ -74,7 +75,10 @@ pub fn run(project: &Project, options: &TestOptions) -> Result<()> {
     tally.passed += cmp.passed;
     tally.failed += cmp.newly_failing.len();
 
-    shell::status("Testing", "end to end, with the stock and the patched cargo");
+    shell::status(
+        "Testing",
+        "end to end, with the stock and the patched cargo",
+    );
     let patched_cargo = project.vendored_target_dir().join("debug").join("cargo");
     let mut e2e = shell::cargo();
     e2e.current_dir(project.root())
@@ -105,7 +109,10 @@ fn slice(options: &TestOptions) -> Vec<String> {
 }
 
 fn log_path(project: &Project, name: &str) -> PathBuf {
-    project.scratch_dir().join("logs").join(format!("{name}.log"))
+    project
+        .scratch_dir()
+        .join("logs")
+        .join(format!("{name}.log"))
 }
 
 fn report(cmp: &testsuite::Comparison, log: &Path) {
@@ -135,7 +142,9 @@ fn report(cmp: &testsuite::Comparison, log: &Path) {
 /// The pristine tree's outcomes for `filters`: from the cache, or by running them.
 fn baseline(project: &Project, filters: &[String], offline: bool) -> Result<Outcomes> {
     let git = Git::new(project.vendored_cargo());
-    let base = git.rev_parse(git::BASE_TAG).context("vendor/cargo has no base tag")?;
+    let base = git
+        .rev_parse(git::BASE_TAG)
+        .context("vendor/cargo has no base tag")?;
     let rustc = shell::stdout(Command::new("rustc").arg("-vV"))?;
     // A full run answers any filter; look for it first.
     for key_filters in [&[][..], filters] {
@@ -145,12 +154,19 @@ fn baseline(project: &Project, filters: &[String], offline: bool) -> Result<Outc
         {
             shell::status(
                 "Fresh",
-                format!("pristine baseline ({} tests, {})", outcomes.len(), project.display(&path)),
+                format!(
+                    "pristine baseline ({} tests, {})",
+                    outcomes.len(),
+                    project.display(&path)
+                ),
             );
             return Ok(outcomes);
         }
     }
-    shell::status("Testing", format!("cargo's testsuite on pristine cargo {CARGO_VERSION} (the baseline)"));
+    shell::status(
+        "Testing",
+        format!("cargo's testsuite on pristine cargo {CARGO_VERSION} (the baseline)"),
+    );
     let dir = checkout::at(project, git::BASE_TAG, "the pristine base")?;
     let outcomes = Tree {
         dir: &dir,
@@ -177,7 +193,10 @@ fn baseline_path(project: &Project, base: &str, rustc: &str, filters: &[String])
 fn run_at(project: &Project, point: &str, options: &TestOptions) -> Result<()> {
     build::prepare(project, options.offline)?;
     let patches = crate::apply::read_patches(project)?;
-    let count = patches_up_to(point, &patches.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>())?;
+    let count = patches_up_to(
+        point,
+        &patches.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
+    )?;
     let rev = format!("{}~{}", "HEAD", patches.len() - count);
     let what = match count {
         0 => "the base, with no patch".to_string(),
@@ -190,13 +209,19 @@ fn run_at(project: &Project, point: &str, options: &TestOptions) -> Result<()> {
         target_dir: &project.checkout_target_dir(),
         offline: options.offline,
     }
-    .run(&slice(options), &log_path(project, &format!("testsuite-at-{count}")))?;
+    .run(
+        &slice(options),
+        &log_path(project, &format!("testsuite-at-{count}")),
+    )?;
     let failed: Vec<&String> = outcomes
         .iter()
         .filter(|(_, o)| **o == testsuite::Outcome::Failed)
         .map(|(n, _)| n)
         .collect();
-    let passed = outcomes.values().filter(|o| **o == testsuite::Outcome::Passed).count();
+    let passed = outcomes
+        .values()
+        .filter(|o| **o == testsuite::Outcome::Passed)
+        .count();
     for name in &failed {
         eprintln!("    failed: {name}");
     }
@@ -210,7 +235,10 @@ fn run_at(project: &Project, point: &str, options: &TestOptions) -> Result<()> {
 /// How many patches `point` means: a count (`0` is the base), or the number or file name
 /// of the last patch to apply (`0001`, `0001-add-tests.patch`).
 fn patches_up_to(point: &str, files: &[&str]) -> Result<usize> {
-    if let Some(i) = files.iter().position(|f| *f == point || f.starts_with(&format!("{point}-"))) {
+    if let Some(i) = files
+        .iter()
+        .position(|f| *f == point || f.starts_with(&format!("{point}-")))
+    {
         return Ok(i + 1);
     }
     match point.parse::<usize>() {
@@ -243,9 +271,15 @@ fn run_libtest(cmd: &mut Command, tally: &mut Tally, what: &str) -> Result<()> {
     tally.failed += failed;
     if !status.success() && failed == 0 {
         // Nothing failed as a test, so the build did.
-        bail!("`{}` failed ({status}) before its tests ran", shell::describe(cmd));
+        bail!(
+            "`{}` failed ({status}) before its tests ran",
+            shell::describe(cmd)
+        );
     }
-    shell::status("Tested", format!("{what}: {passed} passed, {failed} failed"));
+    shell::status(
+        "Tested",
+        format!("{what}: {passed} passed, {failed} failed"),
+    );
     Ok(())
 }
 
@@ -253,7 +287,11 @@ fn run_libtest(cmd: &mut Command, tally: &mut Tally, what: &str) -> Result<()> {
 fn count_in(summary: &str, word: &str) -> usize {
     summary
         .split(';')
-        .find_map(|part| part.trim().strip_suffix(word).map(|n| n.rsplit(' ').next().unwrap_or(n)))
+        .find_map(|part| {
+            part.trim()
+                .strip_suffix(word)
+                .map(|n| n.rsplit(' ').next().unwrap_or(n))
+        })
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }

@@ -39,13 +39,21 @@ impl Tree<'_> {
     /// outcome. libtest's output goes to `log`.
     pub fn run(&self, filters: &[String], log: &Path) -> Result<Outcomes> {
         let mut cmd = cargo_in(self.dir, self.target_dir, self.offline);
-        cmd.args(["test", "--locked", "--test", "testsuite", "--", "--color", "never"])
-            .args(filters)
-            // The cross-compilation tests need targets this machine does not have.
-            .env("CFG_DISABLE_CROSS_TESTS", "1")
-            .env("CARGO_TERM_COLOR", "never")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "test",
+            "--locked",
+            "--test",
+            "testsuite",
+            "--",
+            "--color",
+            "never",
+        ])
+        .args(filters)
+        // The cross-compilation tests need targets this machine does not have.
+        .env("CFG_DISABLE_CROSS_TESTS", "1")
+        .env("CARGO_TERM_COLOR", "never")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         if let Some(parent) = log.parent() {
             fs::create_dir_all(parent)?;
         }

@@ -129,7 +129,10 @@ fn vendor_into(project: &Project, options: VendorOptions, staging: &Path) -> Res
     }
     fs::create_dir_all(staging)?;
 
-    shell::status("Vendoring", format!("cargo {CARGO_VERSION} from its registry"));
+    shell::status(
+        "Vendoring",
+        format!("cargo {CARGO_VERSION} from its registry"),
+    );
     let cargo = fetch_verified(project, options, "cargo", CARGO_VERSION).with_context(|| {
         format!(
             "could not get the `cargo` crate {CARGO_VERSION} (pinned as CARGO_VERSION in \
@@ -175,7 +178,9 @@ fn vendor_into(project: &Project, options: VendorOptions, staging: &Path) -> Res
 
     setup_commit(staging, options)?;
     repo.run(["tag", git::BASE_TAG])?;
-    let base_commit = repo.rev_parse("HEAD").context("no HEAD after the setup commit")?;
+    let base_commit = repo
+        .rev_parse("HEAD")
+        .context("no HEAD after the setup commit")?;
     shell::status("Committed", "the testsuite setup (tag `base`)");
 
     Ok(Stamp {
@@ -247,7 +252,9 @@ fn fetch_verified(
     let manifest = dir.join("Cargo.toml");
 
     let mut fetch = shell::cargo();
-    fetch.args(["fetch", "--quiet", "--manifest-path"]).arg(&manifest);
+    fetch
+        .args(["fetch", "--quiet", "--manifest-path"])
+        .arg(&manifest);
     if options.offline {
         fetch.arg("--offline");
     }
@@ -255,7 +262,13 @@ fn fetch_verified(
 
     let mut metadata = shell::cargo();
     metadata
-        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--manifest-path",
+        ])
         .arg(&manifest);
     let metadata: Metadata = serde_json::from_str(&shell::stdout(&mut metadata)?)
         .context("could not read `cargo metadata` output")?;
@@ -289,7 +302,10 @@ fn fetch_verified(
             archive.display()
         );
     }
-    shell::status("Verified", format!("{name}-{version}.crate sha256 {actual}"));
+    shell::status(
+        "Verified",
+        format!("{name}-{version}.crate sha256 {actual}"),
+    );
     Ok(Fetched {
         krate: VerifiedCrate {
             name: name.to_string(),
@@ -371,14 +387,28 @@ fn unpack(archive: &Path, krate: &VerifiedCrate, dest: &Path) -> Result<()> {
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     tar.set_preserve_mtime(false);
     let mut count = 0;
-    for entry in tar.entries().with_context(|| format!("{} is not a .crate", archive.display()))? {
+    for entry in tar
+        .entries()
+        .with_context(|| format!("{} is not a .crate", archive.display()))?
+    {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
         let relative = path.strip_prefix(&prefix).with_context(|| {
-            format!("{} holds {} outside {prefix}/", archive.display(), path.display())
+            format!(
+                "{} holds {} outside {prefix}/",
+                archive.display(),
+                path.display()
+            )
         })?;
-        if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
-            bail!("{} holds an unsafe path {}", archive.display(), path.display());
+        if relative
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
+            bail!(
+                "{} holds an unsafe path {}",
+                archive.display(),
+                path.display()
+            );
         }
         if relative.as_os_str().is_empty() {
             continue;
@@ -437,7 +467,10 @@ version = "0.11.3"
 source = "registry+https://github.com/rust-lang/crates.io-index"
 checksum = "abcd"
 "#;
-        assert_eq!(locked_version(lock, "cargo-test-support").as_deref(), Some("0.11.3"));
+        assert_eq!(
+            locked_version(lock, "cargo-test-support").as_deref(),
+            Some("0.11.3")
+        );
         assert_eq!(
             locked_checksum(lock, "cargo-test-support", "0.11.3").as_deref(),
             Some("abcd")
