@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod cdn;
+pub mod duration;
 pub mod flows;
 pub mod log;
 pub mod origin;

@@ -8,6 +8,7 @@ mod install;
 mod patchfile;
 mod project;
 mod refresh;
+mod scenario;
 mod series;
 mod shell;
 mod test;
@@ -28,6 +29,9 @@ commands:
   refresh [--check]      write the commits of vendor/cargo back to patches/
   build-patched-cargo    vendor, apply and build the patched cargo (release)
   install                make the patched cargo available as `cargo +monotonic`
+  scenario [--trials N] [--seed N] [--edges N] [--lags 0s,5s,30s] [--flows a,b]
+                         the user's flows with stock and patched cargo against the
+                         stale-replica CDN: a table, JSON and an SVG chart
   test [--quick] [--at N] [FILTER...]
                          our tests, cargo's testsuite against the pristine baseline,
                          and the end-to-end tests; --at N runs cargo's testsuite with
@@ -90,6 +94,55 @@ fn run() -> Result<()> {
                 offline,
             };
             test::run(&project, &options)
+        }
+        "scenario" => {
+            let mut options = scenario::ScenarioOptions {
+                offline,
+                ..Default::default()
+            };
+            if let Some(v) = take_value(&mut args, "--trials")? {
+                options.trials = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--trials takes a number"))?;
+            }
+            if let Some(v) = take_value(&mut args, "--seed")? {
+                options.seed = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--seed takes a number"))?;
+            }
+            if let Some(v) = take_value(&mut args, "--edges")? {
+                options.edges = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--edges takes a number"))?;
+            }
+            if let Some(v) = take_value(&mut args, "--baseline-trials")? {
+                options.baseline_trials = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--baseline-trials takes a number"))?;
+            }
+            if let Some(v) = take_value(&mut args, "--lags")? {
+                options.lags = v
+                    .split(',')
+                    .map(cargo_monotonic_index::duration::parse_duration)
+                    .collect::<Result<_>>()?;
+            }
+            if let Some(v) = take_value(&mut args, "--flows")? {
+                options.flows = v
+                    .split(',')
+                    .map(|name| {
+                        cargo_monotonic_index::flows::Flow::from_name(name).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "unknown flow `{name}`; the flows are {}",
+                                cargo_monotonic_index::flows::Flow::ALL
+                                    .map(|f| f.name())
+                                    .join(", ")
+                            )
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            no_more(&args)?;
+            scenario::run(&project, &options)
         }
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
