@@ -1,11 +1,13 @@
 //! `cargo xtask`: the workflow around the patch series. One module per subcommand.
 
 mod apply;
+mod bench;
 mod build;
 mod checkout;
 mod git;
 mod install;
 mod patchfile;
+mod pr;
 mod project;
 mod refresh;
 mod scenario;
@@ -29,9 +31,15 @@ commands:
   refresh [--check]      write the commits of vendor/cargo back to patches/
   build-patched-cargo    vendor, apply and build the patched cargo (release)
   install                make the patched cargo available as `cargo +monotonic`
+  pr [--onto CARGO_GIT_DIR]
+                         prepare the upstream pull request: check patches/, write its
+                         description, rebase the series onto a cargo repository
   scenario [--trials N] [--seed N] [--edges N] [--lags 0s,5s,30s] [--flows a,b]
                          the user's flows with stock and patched cargo against the
                          stale-replica CDN: a table, JSON and an SVG chart
+  bench [--deps N] [--runs N]
+                         what the series costs: pristine against patched cargo, requests,
+                         wall time and instructions for a project with N dependencies
   test [--quick] [--at N] [FILTER...]
                          our tests, cargo's testsuite against the pristine baseline,
                          and the end-to-end tests; --at N runs cargo's testsuite with
@@ -143,6 +151,30 @@ fn run() -> Result<()> {
             }
             no_more(&args)?;
             scenario::run(&project, &options)
+        }
+        "pr" => {
+            let onto = take_value(&mut args, "--onto")?.map(std::path::PathBuf::from);
+            no_more(&args)?;
+            pr::run(&project, &pr::PrOptions { onto, offline })
+        }
+        "bench" => {
+            let mut options = bench::BenchOptions {
+                deps: 200,
+                runs: 10,
+                offline,
+            };
+            if let Some(v) = take_value(&mut args, "--deps")? {
+                options.deps = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--deps takes a number"))?;
+            }
+            if let Some(v) = take_value(&mut args, "--runs")? {
+                options.runs = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--runs takes a number"))?;
+            }
+            no_more(&args)?;
+            bench::run(&project, &options)
         }
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
