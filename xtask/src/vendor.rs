@@ -73,11 +73,16 @@ pub fn ensure(project: &Project, options: VendorOptions) -> Result<()> {
 
     // Staged next to its destination: inside `vendor/`, which our workspace excludes, so
     // cargo treats the staged tree as the workspace of its own that it is.
-    let staging = project.root().join("vendor").join(".staging");
+    let vendor_dir = project.root().join("vendor");
+    let vendor_existed = vendor_dir.exists();
+    let staging = vendor_dir.join(".staging");
     let stamp = match vendor_into(project, options, &staging) {
         Ok(stamp) => stamp,
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
+            if !vendor_existed {
+                let _ = fs::remove_dir(&vendor_dir);
+            }
             return Err(e.context("nothing was changed in vendor/"));
         }
     };
