@@ -108,25 +108,17 @@ fn run() -> Result<()> {
                 offline,
                 ..Default::default()
             };
-            if let Some(v) = take_value(&mut args, "--trials")? {
-                options.trials = v
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--trials takes a number"))?;
+            if let Some(n) = take_number(&mut args, "--trials")? {
+                options.trials = n;
             }
-            if let Some(v) = take_value(&mut args, "--seed")? {
-                options.seed = v
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--seed takes a number"))?;
+            if let Some(n) = take_number(&mut args, "--seed")? {
+                options.seed = n;
             }
-            if let Some(v) = take_value(&mut args, "--edges")? {
-                options.edges = v
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--edges takes a number"))?;
+            if let Some(n) = take_number(&mut args, "--edges")? {
+                options.edges = n;
             }
-            if let Some(v) = take_value(&mut args, "--baseline-trials")? {
-                options.baseline_trials = v
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--baseline-trials takes a number"))?;
+            if let Some(n) = take_number(&mut args, "--baseline-trials")? {
+                options.baseline_trials = n;
             }
             if let Some(v) = take_value(&mut args, "--lags")? {
                 options.lags = v
@@ -163,15 +155,11 @@ fn run() -> Result<()> {
                 runs: 10,
                 offline,
             };
-            if let Some(v) = take_value(&mut args, "--deps")? {
-                options.deps = v
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--deps takes a number"))?;
+            if let Some(n) = take_number(&mut args, "--deps")? {
+                options.deps = n;
             }
-            if let Some(v) = take_value(&mut args, "--runs")? {
-                options.runs = v
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--runs takes a number"))?;
+            if let Some(n) = take_number(&mut args, "--runs")? {
+                options.runs = n;
             }
             no_more(&args)?;
             bench::run(&project, &options)
@@ -199,6 +187,15 @@ fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>> {
     }
     args.remove(i);
     Ok(Some(args.remove(i)))
+}
+
+fn take_number<T: std::str::FromStr>(args: &mut Vec<String>, flag: &str) -> Result<Option<T>> {
+    take_value(args, flag)?
+        .map(|v| {
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("`{flag}` takes a number, not `{v}`"))
+        })
+        .transpose()
 }
 
 fn no_more(args: &[String]) -> Result<()> {
