@@ -181,7 +181,11 @@ fn baseline(project: &Project, filters: &[String], offline: bool) -> Result<Outc
 }
 
 fn baseline_path(project: &Project, base: &str, rustc: &str, filters: &[String]) -> PathBuf {
-    let key = format!("{CARGO_VERSION}\n{base}\n{rustc}\n{}", filters.join("\n"));
+    let key = format!(
+        "{CARGO_VERSION}\n{base}\n{rustc}\nrunner {}\n{}",
+        testsuite::RUNNER_VERSION,
+        filters.join("\n")
+    );
     let key = &hex(&Sha256::digest(key.as_bytes()))[..16];
     project
         .checkout_target_dir()

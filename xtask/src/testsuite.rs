@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::build::cargo_in;
 use crate::shell;
 
+/// Bump when the way the testsuite is run changes, so that cached baselines are redone.
+pub const RUNNER_VERSION: u32 = 2;
+
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Outcome {
     Passed,
@@ -51,7 +54,8 @@ impl Tree<'_> {
         .args(filters)
         // The cross-compilation tests need targets this machine does not have.
         .env("CFG_DISABLE_CROSS_TESTS", "1")
-        .env("CARGO_TERM_COLOR", "never")
+        // Cargo's UI tests compare colours: leave the terminal settings alone.
+        .env_remove("CARGO_TERM_COLOR")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
         if let Some(parent) = log.parent() {
