@@ -238,6 +238,17 @@ pub fn check_no_unsaved_work(project: &Project) -> Result<()> {
     {
         return Ok(());
     }
+    if git.rev_parse(git::BASE_TAG).is_none() {
+        // Without the tag nothing says which commits came from the series.
+        bail!(
+            "vendor/cargo has no `{}` tag, so its commits cannot be compared with patches/: \
+             if `git -C vendor/cargo log` shows nothing you need, remove vendor/ and run \
+             again; otherwise tag the setup commit (`git -C vendor/cargo tag {} <commit>`) \
+             and run `cargo xtask refresh`",
+            git::BASE_TAG,
+            git::BASE_TAG
+        );
+    }
     if tree_matches_patches(&git, &read_patches(project)?)? {
         return Ok(());
     }

@@ -65,10 +65,12 @@ pub fn ensure(project: &Project, options: VendorOptions) -> Result<()> {
     }
     if dir.exists() {
         // The tree is from another pin or layout: replacing it must not lose work.
-        crate::apply::check_no_unsaved_work(project).context(
-            "vendor/cargo must be replaced (the pinned version or the layout changed), \
-             but it holds work that patches/ does not have",
-        )?;
+        crate::apply::check_no_unsaved_work(project).with_context(|| {
+            format!(
+                "vendor/cargo must be replaced (it is not an intact cargo {CARGO_VERSION} \
+                 vendored by this xtask), but it may hold work that patches/ does not have"
+            )
+        })?;
     }
 
     // Staged next to its destination: inside `vendor/`, which our workspace excludes, so
