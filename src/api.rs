@@ -160,14 +160,11 @@ fn verify_crate_file(data: &[u8], name: &str, vers: &str) -> Result<(), ApiError
     Ok(())
 }
 
+type Features = BTreeMap<String, Vec<String>>;
+
 /// crates.io keeps features that use `dep:` or `?/` in `features2`, with `"v": 2`, so
 /// that cargo versions which do not understand them skip the line.
-fn split_features(
-    features: BTreeMap<String, Vec<String>>,
-) -> (
-    BTreeMap<String, Vec<String>>,
-    Option<BTreeMap<String, Vec<String>>>,
-) {
+fn split_features(features: Features) -> (Features, Option<Features>) {
     let (new, old): (BTreeMap<_, _>, BTreeMap<_, _>) = features
         .into_iter()
         .partition(|(_, v)| v.iter().any(|f| f.starts_with("dep:") || f.contains("?/")));
@@ -291,7 +288,7 @@ mod tests {
             b"not gzip".to_vec(),
         ] {
             let upload = decode_upload(&body(META, &krate)).unwrap();
-            let err = upload.into_index_entry().err().expect("bad crate accepted");
+            let err = upload.into_index_entry().expect_err("bad crate accepted");
             assert_eq!(err.status, 400);
             assert!(
                 err.detail.starts_with("uploaded tarball is malformed"),

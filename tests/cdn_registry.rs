@@ -467,7 +467,9 @@ fn bad_publishes_get_crates_io_errors_and_change_nothing() {
     let registry = two_edges(&[0]);
     let token = registry.token();
     let good = publish_body("foo", "0.1.0", &crate_file("foo-0.1.0"));
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (what is wrong, token, body, expected status, expected message)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "no token",
             None,

@@ -27,7 +27,7 @@ pub fn warn(message: impl std::fmt::Display) {
 /// The command line of `cmd`, for error messages.
 pub fn describe(cmd: &Command) -> String {
     let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
-    words.extend(cmd.get_args().map(|a| quote(a)));
+    words.extend(cmd.get_args().map(quote));
     words.join(" ")
 }
 

@@ -80,7 +80,7 @@ impl Tree<'_> {
             writeln!(log_file, "{line}")?;
             if let Some((name, outcome)) = parse_line(&line) {
                 outcomes.insert(name.to_string(), outcome);
-                if outcomes.len() % 500 == 0 {
+                if outcomes.len().is_multiple_of(500) {
                     shell::status("Running", format!("{} tests done", outcomes.len()));
                 }
             }
