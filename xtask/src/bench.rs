@@ -3,8 +3,12 @@
 //! with many registry dependencies against the CDN registry without lag:
 //!
 //! - cold (empty cache): the requests must be the same;
-//! - warm, online: every file revalidated (304), the requests must be the same;
+//! - warm, online: every file revalidated (304), where the series adds its check; the
+//!   requests must be the same; wall time and instructions;
 //! - warm, `--offline`: the cache read alone, the hot path; wall time and instructions.
+//!
+//! Wall times are medians of runs in which the two cargos take turns; instructions come
+//! from callgrind, which counts the same whatever else the machine does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,28 +41,56 @@ pub fn run(project: &Project, options: &BenchOptions) -> Result<()> {
     }
     let deps: Vec<(&str, &str)> = deps.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
 
-    let mut results = Vec::new();
-    for (name, cargo) in [("pristine", &pristine), ("patched", &patched)] {
-        shell::status(
-            "Measuring",
-            format!("{name} cargo ({} runs each)", options.runs),
-        );
-        results.push(measure(&registry, cargo, &deps, options.runs)?);
+    let subjects = [
+        Subject::new(&registry, "pristine", pristine, &deps)?,
+        Subject::new(&registry, "patched", patched, &deps)?,
+    ];
+    shell::status("Measuring", "requests, cold and warm");
+    let mut requests = Vec::new();
+    for subject in &subjects {
+        registry.take_requests();
+        subject.run(&["generate-lockfile"])?;
+        let cold = index_requests(&registry);
+        subject.run(&["generate-lockfile"])?;
+        let warm = index_requests(&registry);
+        requests.push((cold, warm));
     }
-    let [pristine, patched] = &results[..] else {
-        unreachable!()
-    };
-    if pristine.cold_requests != patched.cold_requests
-        || pristine.warm_requests != patched.warm_requests
-    {
+    if requests[0] != requests[1] {
         bail!(
-            "the patched cargo sent other requests than pristine: cold {} vs {}, warm {} vs {}",
-            patched.cold_requests,
-            pristine.cold_requests,
-            patched.warm_requests,
-            pristine.warm_requests
+            "the patched cargo sent other requests than pristine: (cold, warm) {:?} vs {:?}",
+            requests[1],
+            requests[0]
         );
     }
+
+    shell::status(
+        "Measuring",
+        format!(
+            "wall times, {} runs each, the two cargos taking turns",
+            options.runs
+        ),
+    );
+    let online = interleaved(&subjects, options.runs, &["generate-lockfile"])?;
+    registry.take_requests();
+    let offline = interleaved(&subjects, options.runs, &["generate-lockfile", "--offline"])?;
+    registry.take_requests();
+
+    let instructions = if Command::new("valgrind").arg("--version").output().is_ok() {
+        shell::status("Measuring", "instructions with callgrind");
+        let mut counts = Vec::new();
+        for args in [
+            &["generate-lockfile"][..],
+            &["generate-lockfile", "--offline"],
+        ] {
+            counts.push([subjects[0].callgrind(args)?, subjects[1].callgrind(args)?]);
+        }
+        registry.take_requests();
+        Some(counts)
+    } else {
+        shell::warn("valgrind is not installed: no instruction counts");
+        None
+    };
+
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
@@ -68,32 +100,106 @@ pub fn run(project: &Project, options: &BenchOptions) -> Result<()> {
     println!("|---|---|---|---|");
     println!(
         "| requests, cold cache | {} | {} | same |",
-        pristine.cold_requests, patched.cold_requests
+        requests[0].0, requests[1].0
     );
     println!(
         "| requests, warm cache (all 304) | {} | {} | same |",
-        pristine.warm_requests, patched.warm_requests
+        requests[0].1, requests[1].1
     );
-    println!(
-        "| median wall time, warm, online | {:.1} ms | {:.1} ms | {:.3} |",
-        ms(pristine.warm_online),
-        ms(patched.warm_online),
-        ratio(ms(patched.warm_online), ms(pristine.warm_online))
-    );
-    println!(
-        "| median wall time, warm, --offline | {:.1} ms | {:.1} ms | {:.3} |",
-        ms(pristine.warm_offline),
-        ms(patched.warm_offline),
-        ratio(ms(patched.warm_offline), ms(pristine.warm_offline))
-    );
-    match (pristine.instructions, patched.instructions) {
-        (Some(a), Some(b)) => println!(
-            "| instructions (callgrind), warm, --offline | {a} | {b} | {:.4} |",
+    for (what, [a, b]) in [("online (all 304)", online), ("--offline", offline)] {
+        println!(
+            "| median wall time, warm, {what} | {:.1} ms | {:.1} ms | {:.3} |",
+            ms(a),
+            ms(b),
+            ratio(ms(b), ms(a))
+        );
+    }
+    for (what, [a, b]) in ["online (all 304)", "--offline"]
+        .into_iter()
+        .zip(instructions.into_iter().flatten())
+    {
+        println!(
+            "| instructions (callgrind), warm, {what} | {a} | {b} | {:.4} |",
             ratio(b as f64, a as f64)
-        ),
-        _ => shell::warn("valgrind is not installed: no instruction counts"),
+        );
     }
     Ok(())
+}
+
+/// One cargo with its own `$CARGO_HOME` and a project with the dependencies.
+struct Subject {
+    cargo: PathBuf,
+    sandbox: Sandbox,
+    project: PathBuf,
+}
+
+impl Subject {
+    fn new(registry: &Registry, name: &str, cargo: PathBuf, deps: &[(&str, &str)]) -> Result<Self> {
+        let sandbox = Sandbox::new(registry)?;
+        let project = flows::write_consumer(&sandbox, "bench", deps)
+            .with_context(|| format!("could not write the project for the {name} cargo"))?;
+        Ok(Subject {
+            cargo,
+            sandbox,
+            project,
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Duration> {
+        let started = Instant::now();
+        let output = self.sandbox.cargo(&self.cargo, &self.project, args)?;
+        let elapsed = started.elapsed();
+        if !output.status.success() {
+            bail!(
+                "{} {} failed:\n{}",
+                self.cargo.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(elapsed)
+    }
+
+    /// Instructions of one `cargo ARGS`, counted by callgrind.
+    fn callgrind(&self, args: &[&str]) -> Result<u64> {
+        let out = self.sandbox.path().join("callgrind.out");
+        let mut valgrind_args = vec![
+            "--tool=callgrind".to_string(),
+            format!("--callgrind-out-file={}", out.display()),
+            self.cargo.to_str().context("non-UTF-8 path")?.to_string(),
+        ];
+        valgrind_args.extend(args.iter().map(|a| a.to_string()));
+        let valgrind_args: Vec<&str> = valgrind_args.iter().map(String::as_str).collect();
+        let output = self
+            .sandbox
+            .cargo(Path::new("valgrind"), &self.project, &valgrind_args)?;
+        if !output.status.success() {
+            bail!(
+                "callgrind failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let text = std::fs::read_to_string(&out)?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("summary: ")
+                    .or_else(|| l.strip_prefix("totals: "))
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .context("callgrind's output has no summary line")
+    }
+}
+
+/// The median wall time of `runs` runs of each cargo, taking turns (and swapping who
+/// goes first each round) so that a drift of the machine hits both alike.
+fn interleaved(subjects: &[Subject; 2], runs: usize, args: &[&str]) -> Result<[Duration; 2]> {
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..runs {
+        for i in [round % 2, 1 - round % 2] {
+            times[i].push(subjects[i].run(args)?);
+        }
+    }
+    Ok(times.map(median))
 }
 
 /// Pristine cargo, built in release mode in `vendor/cargo-at` at the base commit.
@@ -115,61 +221,6 @@ fn pristine_release(project: &Project, offline: bool) -> Result<PathBuf> {
     Ok(target_dir.join("release").join("cargo"))
 }
 
-struct Measurement {
-    cold_requests: usize,
-    warm_requests: usize,
-    warm_online: Duration,
-    warm_offline: Duration,
-    instructions: Option<u64>,
-}
-
-fn measure(
-    registry: &Registry,
-    cargo: &Path,
-    deps: &[(&str, &str)],
-    runs: usize,
-) -> Result<Measurement> {
-    let sandbox = Sandbox::new(registry)?;
-    let project = flows::write_consumer(&sandbox, "bench", deps)?;
-    let run = |args: &[&str]| -> Result<Duration> {
-        let started = Instant::now();
-        let output = sandbox.cargo(cargo, &project, args)?;
-        let elapsed = started.elapsed();
-        if !output.status.success() {
-            bail!(
-                "cargo {} failed:\n{}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(elapsed)
-    };
-    registry.take_requests();
-    run(&["generate-lockfile"])?;
-    let cold_requests = index_requests(registry);
-    run(&["generate-lockfile"])?;
-    let warm_requests = index_requests(registry);
-    let warm_online = median(
-        (0..runs)
-            .map(|_| run(&["generate-lockfile"]))
-            .collect::<Result<_>>()?,
-    );
-    registry.take_requests();
-    let warm_offline = median(
-        (0..runs)
-            .map(|_| run(&["generate-lockfile", "--offline"]))
-            .collect::<Result<_>>()?,
-    );
-    let instructions = callgrind(&sandbox, cargo, &project)?;
-    Ok(Measurement {
-        cold_requests,
-        warm_requests,
-        warm_online,
-        warm_offline,
-        instructions,
-    })
-}
-
 fn index_requests(registry: &Registry) -> usize {
     registry
         .take_requests()
@@ -181,41 +232,4 @@ fn index_requests(registry: &Registry) -> usize {
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort_unstable();
     times[times.len() / 2]
-}
-
-/// Instructions of one `cargo generate-lockfile --offline`, counted by callgrind; `None`
-/// when valgrind is not installed.
-fn callgrind(sandbox: &Sandbox, cargo: &Path, project: &Path) -> Result<Option<u64>> {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        return Ok(None);
-    }
-    let out = sandbox.path().join("callgrind.out");
-    let valgrind = PathBuf::from("valgrind");
-    let output = sandbox.cargo(
-        &valgrind,
-        project,
-        &[
-            "--tool=callgrind",
-            &format!("--callgrind-out-file={}", out.display()),
-            cargo.to_str().context("non-UTF-8 path")?,
-            "generate-lockfile",
-            "--offline",
-        ],
-    )?;
-    if !output.status.success() {
-        bail!(
-            "callgrind failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let text = std::fs::read_to_string(&out)?;
-    let total = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("summary: ")
-                .or_else(|| l.strip_prefix("totals: "))
-        })
-        .and_then(|n| n.trim().parse().ok())
-        .context("callgrind's output has no summary line")?;
-    Ok(Some(total))
 }

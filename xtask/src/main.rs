@@ -152,7 +152,7 @@ fn run() -> Result<()> {
         "bench" => {
             let mut options = bench::BenchOptions {
                 deps: 200,
-                runs: 10,
+                runs: 30,
                 offline,
             };
             if let Some(n) = take_number(&mut args, "--deps")? {
