@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::git::{self, Git};
-use crate::patchfile;
+use crate::patchfile::{self, FormattedPatch};
 use crate::project::Project;
 use crate::series::Series;
 use crate::shell;
@@ -107,23 +107,28 @@ pub fn ensure(project: &Project, options: ApplyOptions) -> Result<()> {
     if tree_moved {
         // Commits made in the tree since the last apply: they are either what patches/
         // already says (refreshed), or work that a reset would drop.
-        if tree_matches_patches(&git, &patches)? {
-            current.save(&git)?;
-            shell::status(
-                "Fresh",
-                format!("patch series ({} patches, refreshed)", patches.len()),
-            );
-            return Ok(());
-        }
-        if !options.force {
-            bail!(
+        match applied_patches(&git, &patches)? {
+            Some(n) if n == patches.len() => {
+                current.save(&git)?;
+                shell::status(
+                    "Fresh",
+                    format!("patch series ({} patches, refreshed)", patches.len()),
+                );
+                return Ok(());
+            }
+            // The first patches of the series, as a failed apply leaves the tree: nothing
+            // that patches/ does not have.
+            Some(_) => {}
+            None if !options.force => bail!(
                 "vendor/cargo has commits that patches/ does not have; applying the series \
                  would drop them.\nRun `cargo xtask refresh` to write them to patches/, or \
                  `cargo xtask apply --force` to drop them (they stay in `git -C vendor/cargo \
                  reflog`)"
-            );
+            ),
+            None => shell::warn(
+                "dropping the commits in vendor/cargo that patches/ does not have (--force)",
+            ),
         }
-        shell::warn("dropping the commits in vendor/cargo that patches/ does not have (--force)");
     }
     apply_series(project, &git, &patches)
 }
@@ -142,7 +147,8 @@ fn apply_series(project: &Project, git: &Git, patches: &[(String, String)]) -> R
             bail!(
                 "patch {file} does not apply exactly: {why}.\nThe tree is left at the patch \
                  before it. Rebase it: `git -C vendor/cargo am --3way ../../patches/{file}`, \
-                 fix and commit, then `cargo xtask refresh`"
+                 fix and commit, `git am --3way` the patches after it the same way, then \
+                 `cargo xtask refresh`"
             );
         }
         if applied.file != *file {
@@ -189,8 +195,8 @@ fn apply_one(git: &Git, path: &Path, file: &str) -> Result<()> {
     bail!(
         "patch {file} does not apply{failed_at}: its context does not match cargo's \
          sources.\ngit am said:\n{}\nThe tree is left at the patch before it. Rebase it: \
-         `git -C vendor/cargo am --3way ../../patches/{file}`, fix and commit, then \
-         `cargo xtask refresh`",
+         `git -C vendor/cargo am --3way ../../patches/{file}`, fix and commit, `git am \
+         --3way` the patches after it the same way, then `cargo xtask refresh`",
         stderr
             .lines()
             .filter(|line| !line.starts_with("hint:"))
@@ -199,14 +205,21 @@ fn apply_one(git: &Git, path: &Path, file: &str) -> Result<()> {
     )
 }
 
-/// Do the commits above `base` format to exactly the patch files?
-fn tree_matches_patches(git: &Git, patches: &[(String, String)]) -> Result<bool> {
+/// How many patches of the series the commits above `base` are, when they format to
+/// exactly the first patch files (all of them, or those before a patch that failed).
+pub fn applied_patches(git: &Git, patches: &[(String, String)]) -> Result<Option<usize>> {
     let formatted = patchfile::format_range(git, &format!("{}..HEAD", git::BASE_TAG))?;
-    Ok(formatted.len() == patches.len()
+    Ok(series_prefix(&formatted, patches))
+}
+
+/// `Some(formatted.len())` when the formatted commits are the first patch files.
+pub fn series_prefix(formatted: &[FormattedPatch], patches: &[(String, String)]) -> Option<usize> {
+    let in_series = formatted.len() <= patches.len()
         && formatted
             .iter()
             .zip(patches)
-            .all(|(f, (file, text))| f.file == *file && f.text == *text))
+            .all(|(f, (file, text))| f.file == *file && f.text == *text);
+    in_series.then_some(formatted.len())
 }
 
 fn refuse_uncommitted(git: &Git) -> Result<()> {
@@ -249,11 +262,50 @@ pub fn check_no_unsaved_work(project: &Project) -> Result<()> {
             git::BASE_TAG
         );
     }
-    if tree_matches_patches(&git, &read_patches(project)?)? {
+    if applied_patches(&git, &read_patches(project)?)?.is_some() {
         return Ok(());
     }
     bail!(
         "vendor/cargo has commits that patches/ does not have: run `cargo xtask refresh` \
          to keep them"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partly_applied_series_is_a_prefix() {
+        let patches: Vec<(String, String)> = ["0001-a.patch", "0002-b.patch"]
+            .iter()
+            .map(|f| (f.to_string(), format!("text of {f}")))
+            .collect();
+        let formatted = |files: &[(&str, &str)]| -> Vec<FormattedPatch> {
+            files
+                .iter()
+                .map(|(file, text)| FormattedPatch {
+                    file: file.to_string(),
+                    text: text.to_string(),
+                })
+                .collect()
+        };
+        let first = ("0001-a.patch", "text of 0001-a.patch");
+        let second = ("0002-b.patch", "text of 0002-b.patch");
+        assert_eq!(series_prefix(&formatted(&[]), &patches), Some(0));
+        assert_eq!(series_prefix(&formatted(&[first]), &patches), Some(1));
+        assert_eq!(
+            series_prefix(&formatted(&[first, second]), &patches),
+            Some(2)
+        );
+        // An edited commit, or one more than the series has, is work to keep.
+        assert_eq!(
+            series_prefix(&formatted(&[("0001-a.patch", "edited")]), &patches),
+            None
+        );
+        assert_eq!(
+            series_prefix(&formatted(&[first, second, ("0003-c.patch", "")]), &patches),
+            None
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::fs;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::apply::Record;
+use crate::apply::{self, Record};
 use crate::git::{self, Git};
 use crate::patchfile;
 use crate::project::Project;
@@ -28,6 +28,18 @@ pub fn run(project: &Project, options: RefreshOptions) -> Result<()> {
         ));
     }
     let formatted = patchfile::format_range(&git, &format!("{}..HEAD", git::BASE_TAG))?;
+    let patches = apply::read_patches(project)?;
+    if let Some(applied) = apply::series_prefix(&formatted, &patches)
+        && applied < patches.len()
+    {
+        bail!(
+            "vendor/cargo holds only the first {applied} of the {} patches in patches/series, \
+             as a failed `cargo xtask apply` leaves it; refreshing would delete the others.\n\
+             Apply them (`git -C vendor/cargo am --3way ../../patches/<file>`, in order) and \
+             refresh again, or remove them from patches/series to drop them",
+            patches.len()
+        );
+    }
     let old_series = Series::read(&project.series_file())?;
     let files: Vec<String> = formatted.iter().map(|p| p.file.clone()).collect();
     let series_text = old_series.with_files(&files).render();
